@@ -1,0 +1,257 @@
+"""The jit boundary: one run of the protocol as a pure function, vmapped over runs, chunked, sharded.
+
+`evaluate_run` does one run for one method at one size k: draw the split (SPEC §2), select from
+the seen half with the source models, estimate the targets, and reduce to per-bin pair counts,
+estimation error and Kendall τ against the seen and the unseen half. `evaluate_runs` is the one
+module-level jitted entry: k is traced and selections are padded to ``max_size``, so a single
+executable per method serves every size. `evaluate` drives it over fixed-size chunks of runs (so
+memory stays bounded and the executable is reused), sharding each chunk's runs over all local
+devices along a ``runs`` mesh axis.
+
+Keys: run r uses ``keys[r]``; its split comes from one half of it and its selection at size k
+from ``fold_in(other half, k)``. So a run's numbers do not depend on chunking, sharding, which
+other sizes are requested, or the device count.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .agreement import (
+    MDAD,
+    BinCounts,
+    CurveInterval,
+    bin_pair_agreement,
+    bootstrap_over_pairs,
+    bootstrap_over_runs,
+    curve_from_counts,
+    detect_mdad,
+    estimation_error,
+    kendall_tau_b,
+)
+from .protocol import RunSplit, SplitLayout, draw_split
+from .selectors import MethodSpec, Selection, SourceView, TargetView
+
+REFERENCES = ("seen", "unseen")
+
+
+class EngineData(NamedTuple):
+    """Device-side inputs shared by every run (replicated across devices).
+
+    Attributes:
+        scores: float32[models, items], 0 where unobserved.
+        observed: bool[models, items].
+        confidences: float32[models, items] (the scores where none were given).
+        layout: the fixed `SplitLayout`.
+        cohort: optional int32[targets], a fixed target cohort.
+        others: optional int32[models - targets], the models outside the cohort.
+    """
+
+    scores: jax.Array
+    observed: jax.Array
+    confidences: jax.Array
+    layout: SplitLayout
+    cohort: jax.Array | None = None
+    others: jax.Array | None = None
+
+
+class EngineConfig(NamedTuple):
+    """Static settings: everything that changes shapes or code paths (hashable)."""
+
+    method: MethodSpec
+    max_size: int
+    num_targets: int
+    num_sources: int
+    num_subtasks: int
+    num_bins: int
+    resolution: float
+    tie_tolerance: float
+
+
+class RunSummary(NamedTuple):
+    """What one run brings back (leading ``runs`` axis when batched).
+
+    Attributes:
+        counts: `BinCounts` with int32[estimators, references, bins] fields.
+        error: float32[estimators, references], mean |ŝ − s| in points.
+        kendall: float32[estimators, references], Kendall τ-b of estimates vs reference.
+    """
+
+    counts: BinCounts
+    error: jax.Array
+    kendall: jax.Array
+
+
+class RunDetail(NamedTuple):
+    """Everything one run computed, for inspection and tests (`draw_runs`)."""
+
+    split: RunSplit
+    selection: Selection
+    estimates: jax.Array  # float32[estimators, targets]
+    reference: jax.Array  # float32[references, targets]
+
+
+def _masked_mean(scores: jax.Array, observed: jax.Array) -> jax.Array:
+    # Sums of 0/1 scores are exact in float32, so equal accuracies give equal means.
+    return jnp.sum(scores * observed, axis=1) / jnp.sum(observed, axis=1)
+
+
+def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
+    """One run at one size, before reduction (SPEC §2 steps 1-5)."""
+    split_key, select_key = jax.random.split(key)
+    split = draw_split(
+        split_key, data.layout, num_models=data.scores.shape[0], num_targets=config.num_targets,
+        num_sources=config.num_sources, cohort=data.cohort, others=data.others,
+    )
+
+    def view(rows, columns):
+        index = jnp.ix_(rows, columns)
+        return data.scores[index], data.observed[index], data.confidences[index]
+
+    sources = SourceView(*view(split.sources, split.seen), data.layout.seen_subtasks)
+    targets = TargetView(*view(split.targets, split.seen))
+    selection, aux = config.method.select(
+        jax.random.fold_in(select_key, size), sources, size,
+        max_size=config.max_size, num_subtasks=config.num_subtasks,
+    )
+    estimates = config.method.estimate(selection, aux, targets)
+    unseen_scores, unseen_observed, _ = view(split.targets, split.unseen)
+    reference = jnp.stack([
+        _masked_mean(targets.scores, targets.observed),
+        _masked_mean(unseen_scores, unseen_observed),
+    ])
+    return RunDetail(split, selection, estimates, reference)
+
+
+def evaluate_run(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
+    """One run at one size, reduced to per-bin counts, errors and τ for every estimator."""
+    detail = run_detail(key, data, size, config)
+
+    def metrics(estimates, reference):
+        counts = bin_pair_agreement(
+            estimates, reference, num_bins=config.num_bins, resolution=config.resolution,
+            tie_tolerance=config.tie_tolerance,
+        )
+        tau = kendall_tau_b(estimates, reference, tie_tolerance=config.tie_tolerance)
+        return counts, estimation_error(estimates, reference), tau
+
+    per_reference = jax.vmap(metrics, in_axes=(None, 0))
+    counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(detail.estimates, detail.reference)
+    return RunSummary(counts, error, tau)
+
+
+@partial(jax.jit, static_argnames=("config",))
+def evaluate_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
+    """`evaluate_run` vmapped over keys[runs]; the single compiled entry per method config."""
+    return jax.vmap(evaluate_run, in_axes=(0, None, None, None))(keys, data, size, config)
+
+
+@partial(jax.jit, static_argnames=("config",))
+def draw_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
+    """Per-run splits, selections, estimates and references (for inspection and tests)."""
+    return jax.vmap(run_detail, in_axes=(0, None, None, None))(keys, data, size, config)
+
+
+def evaluate(
+    keys: jax.Array,
+    data: EngineData,
+    size: int,
+    config: EngineConfig,
+    *,
+    chunk_size: int,
+    devices: list[jax.Device] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Evaluate all runs at one size, chunk by chunk, and return NumPy arrays.
+
+    Args:
+        keys: key[runs].
+        data: `EngineData`.
+        size: the micro-benchmark size k (<= config.max_size).
+        config: static `EngineConfig`.
+        chunk_size: runs per call; rounded up to a multiple of the device count. The last chunk
+            is padded with repeated keys (and the padding dropped), so every call has one shape.
+        devices: devices to shard runs over (default: all local devices).
+        on_chunk: called with the number of runs finished after each chunk (progress).
+
+    Returns:
+        `RunSummary` of NumPy arrays with a leading runs axis.
+    """
+    devices = list(devices) if devices is not None else jax.local_devices()
+    num_devices = len(devices)
+    chunk_size = max(1, int(chunk_size))
+    chunk_size = -(-chunk_size // num_devices) * num_devices
+    num_runs = keys.shape[0]
+    chunk_size = min(chunk_size, -(-num_runs // num_devices) * num_devices)
+    if num_devices > 1:
+        mesh = jax.make_mesh((num_devices,), ("runs",), devices=devices)
+        key_sharding = NamedSharding(mesh, P("runs"))
+        data = jax.device_put(data, NamedSharding(mesh, P()))
+    else:
+        key_sharding = devices[0]
+        data = jax.device_put(data, devices[0])
+    size_array = jnp.asarray(size, jnp.int32)
+    pieces = []
+    for start in range(0, num_runs, chunk_size):
+        chunk = keys[start : start + chunk_size]
+        valid = chunk.shape[0]
+        if valid < chunk_size:
+            chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], chunk_size - valid, axis=0)])
+        chunk = jax.device_put(chunk, key_sharding)
+        summary = evaluate_runs(chunk, data, size_array, config)
+        pieces.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], summary))
+        if on_chunk is not None:
+            on_chunk(valid)
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
+
+
+def bytes_per_run(num_models: int, num_items: int, config: EngineConfig) -> int:
+    """A conservative estimate of device memory one run needs (for choosing the chunk size)."""
+    rows = config.num_targets + config.num_sources
+    gathered = rows * num_items * 9  # scores, confidences (float32) and mask (bool)
+    pairs = config.num_targets * (config.num_targets - 1) // 2
+    return gathered + 64 * pairs + 16 * num_items + 8 * config.max_size
+
+
+class CurveSummary(NamedTuple):
+    """Agreement curve, its bootstrap interval and MDAD (leading axes as the input counts')."""
+
+    agreement: jax.Array
+    interval: CurveInterval
+    mdad: MDAD
+
+
+def _summarize_one(key, counts, threshold, *, tie_value, num_bootstrap, ci):
+    agreement = curve_from_counts(counts, tie_value=tie_value)
+    if ci == "none":
+        interval = CurveInterval(agreement, agreement)
+    else:
+        bootstrap = bootstrap_over_runs if ci == "runs" else bootstrap_over_pairs
+        interval = bootstrap(key, counts, tie_value=tie_value, num_bootstrap=num_bootstrap)
+    return CurveSummary(agreement, interval, detect_mdad(agreement, interval, threshold=threshold))
+
+
+@partial(jax.jit, static_argnames=("tie_value", "num_bootstrap", "ci"))
+def summarize_curves(
+    keys: jax.Array, counts: BinCounts, threshold: jax.Array, *, tie_value: float,
+    num_bootstrap: int, ci: str,
+) -> CurveSummary:
+    """Curves, intervals and MDADs for several curves at once.
+
+    Args:
+        keys: key[curves], one bootstrap key per curve.
+        counts: `BinCounts` with int32[runs, curves, bins] fields.
+        threshold: float32 scalar τ.
+        tie_value: 0 (``ties="fail"``) or 0.5 (``ties="half"``).
+        num_bootstrap: bootstrap replicates B.
+        ci: ``"runs"``, ``"pairs"`` or ``"none"``.
+    """
+    one = partial(_summarize_one, tie_value=tie_value, num_bootstrap=num_bootstrap, ci=ci)
+    return jax.vmap(one, in_axes=(0, 1, None))(keys, counts, threshold)

@@ -1,0 +1,68 @@
+"""What a selection method sees and returns, and the default weighted-mean estimator."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Selection(NamedTuple):
+    """A micro-benchmark, padded to a static length.
+
+    Attributes:
+        items: int32[max_size], positions in the seen half; entries at and after ``size`` are
+            padding.
+        weights: float32[max_size], estimator weights (0 on padding; sum 1 for weighted means).
+    """
+
+    items: jax.Array
+    weights: jax.Array
+
+
+class SourceView(NamedTuple):
+    """The only data a selection method may use: source models on the seen half.
+
+    Attributes:
+        scores: float32[sources, seen] (0 where unobserved).
+        observed: bool[sources, seen].
+        confidences: float32[sources, seen] (the scores where no confidences were given).
+        subtasks: int32[seen], subtask code of each seen item.
+    """
+
+    scores: jax.Array
+    observed: jax.Array
+    confidences: jax.Array
+    subtasks: jax.Array
+
+
+class TargetView(NamedTuple):
+    """Target models' responses on the seen half, for estimators.
+
+    Attributes:
+        scores: float32[targets, seen] (0 where unobserved).
+        observed: bool[targets, seen].
+        confidences: float32[targets, seen].
+    """
+
+    scores: jax.Array
+    observed: jax.Array
+    confidences: jax.Array
+
+
+def padding_mask(size: jax.Array, max_size: int) -> jax.Array:
+    """bool[max_size]: True on the first ``size`` positions."""
+    return jnp.arange(max_size) < size
+
+
+def estimate_weighted_mean(selection: Selection, targets: TargetView) -> jax.Array:
+    """float32[targets]: ``Σ w·y / Σ w`` over the selected items each target has observed.
+
+    Renormalising over observed cells is the ``mask`` missing-data policy of SPEC §1; with no
+    missing cells it is the plain ``Σ w·y`` (weights sum to 1). A target with no observed
+    selected item gets NaN.
+    """
+    scores = targets.scores[:, selection.items]
+    weights = selection.weights[None, :] * targets.observed[:, selection.items]
+    return jnp.sum(weights * scores, axis=1) / jnp.sum(weights, axis=1)
