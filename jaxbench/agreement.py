@@ -71,7 +71,8 @@ def pair_indices(num_targets: int) -> tuple[jax.Array, jax.Array]:
 
 def bin_pair_agreement(
     estimates: jax.Array,
-    reference: jax.Array,
+    reference_total: jax.Array,
+    reference_count: jax.Array,
     *,
     num_bins: int,
     resolution: float = DEFAULT_RESOLUTION,
@@ -79,9 +80,15 @@ def bin_pair_agreement(
 ) -> BinCounts:
     """Bin all target pairs by true gap and count agreements, for one run.
 
+    The reference score of a target is ``total / count`` (its summed score over the observed
+    reference items, and their number). Gaps are formed from these exact sums, not from rounded
+    means: a gap of exactly one bin edge (common, since means are multiples of 1/n) must land in
+    the upper bin, and ``Δ = 0`` must be recognised exactly.
+
     Args:
         estimates: float32[targets], estimated scores in [0, 1].
-        reference: float32[targets], reference (true) scores in [0, 1].
+        reference_total: float32[targets], summed reference scores (exact integers for 0/1 data).
+        reference_count: float32[targets], observed reference items per target.
         num_bins: static number of bins; larger gaps go to the last bin.
         resolution: bin width in accuracy points.
         tie_tolerance: estimate differences at most this (on [0, 1]) are ties.
@@ -90,12 +97,19 @@ def bin_pair_agreement(
         `BinCounts` with int32[bins] fields.
     """
     first, second = pair_indices(estimates.shape[0])
-    true_gap = reference[first] - reference[second]
+    total_a, total_b = reference_total[first], reference_total[second]
+    count_a, count_b = reference_count[first], reference_count[second]
+    scale = 100.0 / resolution
+    same_count = count_a == count_b
+    # With a common count n, (s_a − s_b)·scale/n is exact up to one rounding, so a gap that is a
+    # whole number of bins is computed exactly.
+    numerator = jnp.where(same_count, total_a - total_b, total_a * count_b - total_b * count_a)
+    denominator = jnp.where(same_count, count_a, count_a * count_b)
+    gap_in_bins = numerator * scale / denominator
     estimated_gap = estimates[first] - estimates[second]
     tied = jnp.abs(estimated_gap) <= tie_tolerance
-    agree = ~tied & ((true_gap >= 0) == (estimated_gap > 0))
-    bins = jnp.minimum(jnp.floor(jnp.abs(true_gap) * 100.0 / resolution), num_bins - 1)
-    bins = bins.astype(jnp.int32)
+    agree = ~tied & ((numerator >= 0) == (estimated_gap > 0))
+    bins = jnp.minimum(jnp.floor(jnp.abs(gap_in_bins)), num_bins - 1).astype(jnp.int32)
 
     def count(values):
         return jnp.zeros(num_bins, jnp.int32).at[bins].add(values.astype(jnp.int32))

@@ -95,12 +95,12 @@ class RunDetail(NamedTuple):
     split: RunSplit
     selection: Selection
     estimates: jax.Array  # float32[estimators, targets]
-    reference: jax.Array  # float32[references, targets]
+    totals: jax.Array  # float32[references, 2, targets]: summed reference score, observed count
 
 
-def _masked_mean(scores: jax.Array, observed: jax.Array) -> jax.Array:
-    # Sums of 0/1 scores are exact in float32, so equal accuracies give equal means.
-    return jnp.sum(scores * observed, axis=1) / jnp.sum(observed, axis=1)
+def _totals(scores: jax.Array, observed: jax.Array) -> jax.Array:
+    # [2, targets]: summed score and observed count. Sums of 0/1 scores are exact in float32.
+    return jnp.stack([jnp.sum(scores * observed, axis=1), jnp.sum(observed, axis=1, dtype=jnp.float32)])
 
 
 def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
@@ -123,40 +123,40 @@ def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: Engine
     )
     estimates = config.method.estimate(selection, aux, targets)
     unseen_scores, unseen_observed, _ = view(split.targets, split.unseen)
-    reference = jnp.stack([
-        _masked_mean(targets.scores, targets.observed),
-        _masked_mean(unseen_scores, unseen_observed),
+    totals = jnp.stack([
+        _totals(targets.scores, targets.observed), _totals(unseen_scores, unseen_observed)
     ])
-    return RunDetail(split, selection, estimates, reference)
+    return RunDetail(split, selection, estimates, totals)
 
 
 def evaluate_run(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
     """One run at one size, reduced to per-bin counts, errors and τ for every estimator."""
     detail = run_detail(key, data, size, config)
 
-    def metrics(estimates, reference):
+    def metrics(estimates, totals):
         counts = bin_pair_agreement(
-            estimates, reference, num_bins=config.num_bins, resolution=config.resolution,
-            tie_tolerance=config.tie_tolerance,
+            estimates, totals[0], totals[1], num_bins=config.num_bins,
+            resolution=config.resolution, tie_tolerance=config.tie_tolerance,
         )
+        reference = totals[0] / totals[1]
         tau = kendall_tau_b(estimates, reference, tie_tolerance=config.tie_tolerance)
         return counts, estimation_error(estimates, reference), tau
 
     per_reference = jax.vmap(metrics, in_axes=(None, 0))
-    counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(detail.estimates, detail.reference)
+    counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(detail.estimates, detail.totals)
     return RunSummary(counts, error, tau)
 
 
 @partial(jax.jit, static_argnames=("config",))
 def evaluate_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
     """`evaluate_run` vmapped over keys[runs]; the single compiled entry per method config."""
-    return jax.vmap(evaluate_run, in_axes=(0, None, None, None))(keys, data, size, config)
+    return jax.vmap(partial(evaluate_run, config=config), in_axes=(0, None, None))(keys, data, size)
 
 
 @partial(jax.jit, static_argnames=("config",))
 def draw_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
     """Per-run splits, selections, estimates and references (for inspection and tests)."""
-    return jax.vmap(run_detail, in_axes=(0, None, None, None))(keys, data, size, config)
+    return jax.vmap(partial(run_detail, config=config), in_axes=(0, None, None))(keys, data, size)
 
 
 def evaluate(
@@ -191,7 +191,9 @@ def evaluate(
     num_runs = keys.shape[0]
     chunk_size = min(chunk_size, -(-num_runs // num_devices) * num_devices)
     if num_devices > 1:
-        mesh = jax.make_mesh((num_devices,), ("runs",), devices=devices)
+        # Auto axis: jit propagates the runs sharding through the gathers (no explicit specs).
+        mesh = jax.make_mesh((num_devices,), ("runs",), (jax.sharding.AxisType.Auto,),
+                             devices=devices)
         key_sharding = NamedSharding(mesh, P("runs"))
         data = jax.device_put(data, NamedSharding(mesh, P()))
     else:

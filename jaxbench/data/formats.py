@@ -5,7 +5,7 @@ Formats:
   ``items``, ``subtask`` (str[items]), optional ``confidence`` float32[models, items], and a
   ``meta_json`` string. Loaded without pickle.
 - Long table (``.csv``/``.parquet``): one row per cell, columns ``model, item, score`` and
-  optionally ``subtask`` and ``confidence``. Absent cells are missing.
+  optionally ``subtask`` and ``confidence``. Absent rows and empty scores are missing.
 - Wide table: one row per model, a ``model`` column and one column per item id. Subtasks may
   be given as a separate mapping.
 """
@@ -152,8 +152,11 @@ def _with_subtasks(matrix: ResponseMatrix, subtasks: Mapping[str, str]) -> Respo
 
 
 def matrix_to_long_table(matrix: ResponseMatrix) -> pd.DataFrame:
-    """The long table (one row per observed cell) of a matrix."""
-    rows, cols = np.nonzero(matrix.observed)
+    """The long table of a matrix: one row per cell, model-major, missing scores left empty.
+
+    Writing every cell (not only observed ones) keeps the model and item order on a round trip.
+    """
+    rows, cols = np.indices(matrix.shape).reshape(2, -1)
     table = pd.DataFrame(
         {
             "model": matrix.models[rows],
