@@ -81,9 +81,7 @@ def bin_pair_agreement(
     """Bin all target pairs by true gap and count agreements, for one run.
 
     The reference score of a target is ``total / count`` (its summed score over the observed
-    reference items, and their number). Gaps are formed from these exact sums, not from rounded
-    means: a gap of exactly one bin edge (common, since means are multiples of 1/n) must land in
-    the upper bin, and ``Δ = 0`` must be recognised exactly.
+    reference items, and their number); see `bin_reference_gaps`.
 
     Args:
         estimates: float32[targets], estimated scores in [0, 1].
@@ -97,24 +95,66 @@ def bin_pair_agreement(
         `BinCounts` with int32[bins] fields.
     """
     first, second = pair_indices(estimates.shape[0])
-    total_a, total_b = reference_total[first], reference_total[second]
-    count_a, count_b = reference_count[first], reference_count[second]
-    scale = 100.0 / resolution
-    same_count = count_a == count_b
-    # With a common count n, (s_a − s_b)·scale/n is exact up to one rounding, so a gap that is a
-    # whole number of bins is computed exactly.
-    numerator = jnp.where(same_count, total_a - total_b, total_a * count_b - total_b * count_a)
-    denominator = jnp.where(same_count, count_a, count_a * count_b)
-    gap_in_bins = numerator * scale / denominator
+    bins, positive = bin_reference_gaps(
+        reference_total, reference_count, num_bins=num_bins, resolution=resolution
+    )
     estimated_gap = estimates[first] - estimates[second]
     tied = jnp.abs(estimated_gap) <= tie_tolerance
-    agree = ~tied & ((numerator >= 0) == (estimated_gap > 0))
-    bins = jnp.minimum(jnp.floor(jnp.abs(gap_in_bins)), num_bins - 1).astype(jnp.int32)
+    agree = ~tied & (positive == (estimated_gap > 0))
+    return count_by_bin(bins, agree, tied, num_bins=num_bins)
+
+
+def bin_reference_gaps(
+    reference_total: jax.Array, reference_count: jax.Array, *, num_bins: int, resolution: float
+) -> tuple[jax.Array, jax.Array]:
+    """The |Δ| bin of every pair a < b and whether Δ ≥ 0, from exact reference sums.
+
+    A gap of a whole number of bins is common (means are multiples of 1/n) and must land in the
+    upper bin, and ``Δ = 0`` must be recognised exactly. With integer totals and a common count
+    n (0/1 data without missing cells) the bin is ``floor(|s_a − s_b|·scale / n)`` in integer
+    arithmetic; otherwise it is computed in float32.
+
+    Args:
+        reference_total: float32[targets], summed reference scores.
+        reference_count: float32[targets], observed reference items per target.
+
+    Returns:
+        int32[pairs] bins and bool[pairs] ``Δ ≥ 0`` (Δ = 0 counts as positive).
+    """
+    first, second = pair_indices(reference_total.shape[0])
+    total_a, total_b = reference_total[first], reference_total[second]
+    count_a, count_b = reference_count[first], reference_count[second]
+    same_count = count_a == count_b
+    numerator = jnp.where(same_count, total_a - total_b, total_a * count_b - total_b * count_a)
+    denominator = jnp.where(same_count, count_a, count_a * count_b)
+    scale = 100.0 / resolution
+    gap_in_bins = numerator * scale / denominator
+    bins = jnp.floor(jnp.abs(gap_in_bins))
+    if float(scale).is_integer():
+        # 0/1 data with a common count: floor(|s_a − s_b|·scale / n) in exact integer arithmetic,
+        # so the bin cannot depend on how the compiler rounds the division.
+        integral = same_count & (numerator == jnp.round(numerator)) & (count_a < 2**31 / scale)
+        exact_bins = (jnp.abs(jnp.round(numerator)).astype(jnp.int32) * int(scale)) // jnp.maximum(
+            count_a.astype(jnp.int32), 1
+        )
+        bins = jnp.where(integral, exact_bins.astype(bins.dtype), bins)
+    bins = jnp.minimum(bins, num_bins - 1).astype(jnp.int32)
+    return bins, numerator >= 0
+
+
+def count_by_bin(bins: jax.Array, agree: jax.Array, tied: jax.Array, *, num_bins: int) -> BinCounts:
+    """Sum per-pair agreement and tie indicators (or probabilities) into `BinCounts`.
+
+    Integer indicators give int32 counts; float probabilities (exact agreement) give expected
+    counts in float32.
+    """
+    dtype = jnp.result_type(agree.dtype, tied.dtype)
+    dtype = jnp.int32 if dtype == jnp.bool_ else dtype
 
     def count(values):
-        return jnp.zeros(num_bins, jnp.int32).at[bins].add(values.astype(jnp.int32))
+        return jnp.zeros(num_bins, dtype).at[bins].add(values.astype(dtype))
 
-    return BinCounts(count(jnp.ones_like(agree)), count(agree), count(tied))
+    return BinCounts(count(jnp.ones_like(bins)).astype(jnp.int32), count(agree), count(tied))
 
 
 def estimation_error(estimates: jax.Array, reference: jax.Array) -> jax.Array:

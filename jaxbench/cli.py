@@ -1,4 +1,4 @@
-"""The ``jaxbench`` command line: ``demo``, ``run`` and ``info``. Presentation only; no maths.
+"""The ``jaxbench`` command line: ``demo``, ``run``, ``plan``, ``pairs``, ``info``. Presentation only.
 
 Bad input (a missing file, an unknown method, a size that does not fit) prints one line starting
 with ``error:`` and exits with status 2, never a traceback.
@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import planning
 from .data import BUNDLED, MISSING_POLICIES, load
+from .data.formats import atomic_write
 from .selectors import METHODS, split_method_list
 from .study import CIS, DEFAULT_SIZES, TIES, StudyResult, meta_evaluate
 
@@ -115,7 +117,7 @@ def run(
     matrix = load(str(settings["data"]))
     cohort = settings["target_models"]
     if isinstance(cohort, str):
-        cohort = [name.strip() for name in cohort.split(",") if name.strip()]
+        cohort = _names(cohort)
     result = _study(
         matrix,
         methods=_as_list(settings["methods"], split_method_list),
@@ -132,6 +134,64 @@ def run(
         missing=_choice(settings["missing"], "missing", MISSING_POLICIES),
     )
     _finish(result, Path(settings["out"]))
+
+
+@app.command()
+def plan(
+    data: str = typer.Option(..., help="Data file (.npz, .csv, .parquet) or bundled name."),
+    gap: float = typer.Option(2.0, help="Ability difference (accuracy points) to detect."),
+    threshold: float = typer.Option(0.8, help="Agreement the MDAD asks for."),
+    rule: str = typer.Option("paper", help="MDAD rule: paper or monotone."),
+    ties: str = typer.Option("fail", help="Tied estimates: fail or half."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated model names [all]."),
+    missing: str = typer.Option("drop_items", help="drop_items, drop_models or error."),
+) -> None:
+    """How many random items are needed to rank models GAP points apart (exact, no simulation)."""
+    matrix = load(data)
+    answer = planning.plan(matrix, gap=gap, threshold=threshold, rule=rule, ties=ties,
+                           models=_names(models), missing=missing)
+    kind = "approximate (graded scores, normal approximation)" if answer.approximate else "exact"
+    if answer.size is None:
+        console.print(f"Even all {answer.num_items} items do not reach MDAD <= {gap:g} points at "
+                      f"agreement >= {threshold:g} ({kind}).")
+        return
+    console.print(f"A uniform random subset of [bold]{answer.size}[/] of {answer.num_items} items "
+                  f"ranks pairs {answer.mdad:g}+ points apart correctly at least {threshold:.0%} "
+                  f"of the time ({answer.rule} MDAD = {answer.mdad:g} <= {gap:g}; {kind}).")
+    table = Table(title=f"exact agreement curve at k = {answer.size}")
+    for column in ("gap (points)", "pairs", "agreement"):
+        table.add_column(column, justify="right")
+    for row in answer.curve.head(20).itertuples():
+        table.add_row(f"{row.bin:.1f}-{row.bin_upper:.1f}", str(row.pairs), f"{row.agreement:.3f}")
+    console.print(table)
+
+
+@app.command()
+def pairs(
+    data: str = typer.Option(..., help="Data file (.npz, .csv, .parquet) or bundled name."),
+    size: int = typer.Option(100, help="Micro-benchmark size k."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated model names [all]."),
+    ties: str = typer.Option("fail", help="Tied estimates: fail or half."),
+    out: Optional[Path] = typer.Option(None, help="CSV file for every pair [pairs-k<size>.csv]."),
+    show: int = typer.Option(15, help="Rows shown on the terminal (least reliable first)."),
+    missing: str = typer.Option("drop_items", help="drop_items, drop_models or error."),
+) -> None:
+    """Which model pairs can a random SIZE-item subset rank? One row per pair, exact."""
+    matrix = load(data)
+    rows = planning.exact_agreement(matrix, [size], ties=ties, models=_names(models), missing=missing)
+    rows = rows.sort_values(["agreement", "difference"], key=lambda c: c.abs() if c.name == "difference" else c)
+    out = out or Path(f"pairs-k{size}.csv")
+    atomic_write(out, lambda p: rows.to_csv(p, index=False))
+    kind = " (approximate: graded scores)" if rows.approximate.any() else ""
+    table = Table(title=f"P(a random {size}-item subset ranks the pair correctly){kind}")
+    for column, justify in (("model a", "left"), ("model b", "left"), ("a - b (points)", "right"),
+                            ("agreement", "right")):
+        table.add_column(column, justify=justify, no_wrap=justify == "right")
+    for row in rows.head(show).itertuples():
+        table.add_row(row.model_a, row.model_b, f"{row.difference:+.2f}", f"{row.agreement:.3f}")
+    console.print(table)
+    reliable = int((rows.agreement >= 0.8).sum())
+    console.print(f"{reliable} of {len(rows)} pairs reach agreement >= 0.8; all pairs in {out}")
 
 
 @app.command()
@@ -153,6 +213,12 @@ def info(path: str = typer.Argument(..., help="Data file or bundled dataset name
     console.print(table)
     if path in BUNDLED:
         console.print(BUNDLED[path][1])
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _study(matrix, **kwargs) -> StudyResult:

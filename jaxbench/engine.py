@@ -16,7 +16,7 @@ other sizes are requested, or the device count.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +31,14 @@ from .agreement import (
     bin_pair_agreement,
     bootstrap_over_pairs,
     bootstrap_over_runs,
+    bin_reference_gaps,
+    count_by_bin,
     curve_from_counts,
     detect_mdad,
     estimation_error,
     kendall_tau_b,
 )
+from .exact import pair_agreement, pair_win_probabilities
 from .protocol import RunSplit, SplitLayout, draw_split
 from .selectors import MethodSpec, Selection, SourceView, TargetView
 
@@ -103,6 +106,60 @@ def _totals(scores: jax.Array, observed: jax.Array) -> jax.Array:
     return jnp.stack([jnp.sum(scores * observed, axis=1), jnp.sum(observed, axis=1, dtype=jnp.float32)])
 
 
+exact_pair_agreement = jax.jit(
+    pair_agreement, static_argnames=("max_size", "binary", "ties", "chunk_size")
+)
+exact_pair_agreement.__doc__ = """Jitted `jaxbench.exact.pair_agreement` (one executable per max_size)."""
+
+
+def exact_run(key: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> BinCounts:
+    """Exact expected agreement counts of `random` for one run's split (SPEC §6 under §2).
+
+    The run draws the same split as `run_detail` (same key), and every target pair's exact
+    probability of being ranked above / below by a uniform k-subset of the seen half replaces
+    the Monte Carlo indicator. Requires binary scores without missing cells.
+
+    Args:
+        sizes: int32[sizes], traced, each ≤ ``config.max_size``.
+
+    Returns:
+        `BinCounts` with float32[sizes, references, bins] expected counts (pairs are int32).
+    """
+    split_key, _ = jax.random.split(key)
+    split = draw_split(
+        split_key, data.layout, num_models=data.scores.shape[0], num_targets=config.num_targets,
+        num_sources=config.num_sources, cohort=data.cohort, others=data.others,
+    )
+    seen = data.scores[jnp.ix_(split.targets, split.seen)]
+    unseen = data.scores[jnp.ix_(split.targets, split.unseen)]
+    plus = jnp.round(jnp.matmul(seen, (1.0 - seen).T, precision=jax.lax.Precision.HIGHEST))
+    first, second = jnp.triu_indices(config.num_targets, k=1)
+    pool = split.seen.shape[0]
+
+    def one_pair(counts):
+        return pair_win_probabilities(counts[0], counts[1], pool, sizes, max_size=config.max_size)
+
+    wins = jax.lax.map(one_pair, (plus[first, second], plus[second, first]), batch_size=512)
+
+    def per_reference(scores):
+        count = jnp.full(scores.shape[0], scores.shape[1], jnp.float32)
+        bins, positive = bin_reference_gaps(scores.sum(1), count, num_bins=config.num_bins,
+                                            resolution=config.resolution)
+        won = jnp.where(positive[:, None], wins.greater, wins.less)  # [pairs, sizes]
+        tied = 1.0 - wins.greater - wins.less
+        return jax.vmap(lambda w, t: count_by_bin(bins, w, t, num_bins=config.num_bins),
+                        in_axes=(1, 1))(won, tied)
+
+    by_reference = [per_reference(seen), per_reference(unseen)]  # each [sizes, bins]
+    return jax.tree.map(lambda a, b: jnp.stack([a, b], axis=1), *by_reference)
+
+
+@partial(jax.jit, static_argnames=("config",))
+def evaluate_exact_runs(keys: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> BinCounts:
+    """`exact_run` vmapped over keys[runs]: float32[runs, sizes, references, bins] counts."""
+    return jax.vmap(partial(exact_run, config=config), in_axes=(0, None, None))(keys, data, sizes)
+
+
 def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
     """One run at one size, before reduction (SPEC §2 steps 1-5)."""
     split_key, select_key = jax.random.split(key)
@@ -168,7 +225,8 @@ def evaluate(
     chunk_size: int,
     devices: list[jax.Device] | None = None,
     on_chunk: Callable[[int], None] | None = None,
-) -> RunSummary:
+    entry: Callable[..., Any] | None = None,
+) -> Any:
     """Evaluate all runs at one size, chunk by chunk, and return NumPy arrays.
 
     Args:
@@ -180,10 +238,13 @@ def evaluate(
             is padded with repeated keys (and the padding dropped), so every call has one shape.
         devices: devices to shard runs over (default: all local devices).
         on_chunk: called with the number of runs finished after each chunk (progress).
+        entry: the jitted per-chunk function (default `evaluate_runs`; `evaluate_exact_runs`
+            takes an int32[sizes] array as ``size``).
 
     Returns:
-        `RunSummary` of NumPy arrays with a leading runs axis.
+        `RunSummary` (or ``entry``'s output) of NumPy arrays with a leading runs axis.
     """
+    entry = evaluate_runs if entry is None else entry
     devices = list(devices) if devices is not None else jax.local_devices()
     num_devices = len(devices)
     chunk_size = max(1, int(chunk_size))
@@ -207,7 +268,7 @@ def evaluate(
         if valid < chunk_size:
             chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], chunk_size - valid, axis=0)])
         chunk = jax.device_put(chunk, key_sharding)
-        summary = evaluate_runs(chunk, data, size_array, config)
+        summary = entry(chunk, data, size_array, config)
         pieces.append(jax.tree.map(lambda x, v=valid: np.asarray(x)[:v], summary))
         if on_chunk is not None:
             on_chunk(valid)

@@ -24,7 +24,15 @@ from . import __version__
 from .agreement import DEFAULT_RESOLUTION, DEFAULT_TIE_TOLERANCE, BinCounts, num_bins_for
 from .data import ResponseMatrix, apply_missing_policy
 from .data.formats import atomic_write
-from .engine import REFERENCES, EngineConfig, EngineData, bytes_per_run, evaluate, summarize_curves
+from .engine import (
+    REFERENCES,
+    EngineConfig,
+    EngineData,
+    bytes_per_run,
+    evaluate,
+    evaluate_exact_runs,
+    summarize_curves,
+)
 from .protocol import make_layout
 from .selectors import MethodSpec, parse_method
 
@@ -33,6 +41,7 @@ DEFAULT_METHODS = ("random", "stratified_subtask")
 TIES = {"fail": 0.0, "half": 0.5}
 CIS = ("runs", "pairs", "none")
 TABLES = ("agreement", "mdad", "estimation")
+EXACT_LABEL = "random/exact"
 
 # progress(event, amount, description): "total" announces the number of run-cells, "advance"
 # reports finished ones.
@@ -113,6 +122,7 @@ def meta_evaluate(
     missing: str = "drop_items",
     memory_limit_gb: float = 4.0,
     chunk_size: int | None = None,
+    exact: bool | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
     """Meta-evaluate micro-benchmark selection methods on a response matrix (SPEC §2, §5).
@@ -135,6 +145,10 @@ def meta_evaluate(
         missing: missing-data policy (``drop_items``, ``drop_models``, ``mask``, ``error``).
         memory_limit_gb: device memory budget that sets how many runs go in one chunk.
         chunk_size: runs per engine call (overrides the memory budget).
+        exact: add ``random/exact`` rows: the closed-form agreement of uniform sampling
+            (SPEC §6) averaged over the same runs' splits, beside the Monte Carlo ``random``
+            rows. Default (None): when ``random`` is studied on binary data without missing
+            cells. True insists (error if impossible); False never.
         progress: optional callback ``progress(event, amount, description)``.
 
     Returns:
@@ -190,8 +204,9 @@ def meta_evaluate(
     run_root, bootstrap_root = jax.random.split(root)
     keys = jax.random.split(run_root, num_runs)
     num_bins = num_bins_for(resolution)
+    use_exact = _exact_applicable(exact, specs, matrix, report)
     if progress is not None:
-        progress("total", len(specs) * len(sizes) * num_runs, "")
+        progress("total", (len(specs) * len(sizes) + use_exact) * num_runs, "")
     tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -214,6 +229,26 @@ def meta_evaluate(
                                        num_bootstrap, resolution).items():
                 tables[name].append(frame)
         timings[spec.label] = time.perf_counter() - method_started
+    if use_exact:
+        exact_started = time.perf_counter()
+        config = EngineConfig(parse_method("random"), max(sizes), num_targets, num_sources,
+                              int(matrix.subtask_codes.max()) + 1, num_bins, float(resolution),
+                              DEFAULT_TIE_TOLERANCE)
+        counts = evaluate(
+            keys, data, np.asarray(sizes, np.int32), config, chunk_size=chunk_size or 64,
+            entry=evaluate_exact_runs,
+            on_chunk=lambda done: progress and progress("advance", done, EXACT_LABEL),
+        )
+        boot_root = jax.random.fold_in(bootstrap_root, zlib.crc32(EXACT_LABEL.encode()) & 0x7FFFFFFF)
+        for index, size in enumerate(sizes):
+            per_size = BinCounts(*(c[:, index] for c in counts))
+            for name, frame in _curve_tables([EXACT_LABEL], size, per_size,
+                                             jax.random.fold_in(boot_root, size), threshold, ties,
+                                             ci, num_bootstrap, resolution).items():
+                tables[name].append(frame)
+        notes.append(f"{EXACT_LABEL}: exact agreement of uniform sampling (no Monte Carlo), "
+                     "averaged over the same runs' splits and targets")
+        timings[EXACT_LABEL] = time.perf_counter() - exact_started
     timings["total"] = time.perf_counter() - started
     config_record = {
         "data": {**matrix.describe(), "meta": matrix.meta},
@@ -230,6 +265,7 @@ def meta_evaluate(
         "num_bootstrap": num_bootstrap,
         "resolution": float(resolution),
         "missing": report.as_dict(),
+        "exact": use_exact,
         "seen_items": num_seen,
         "unseen_items": matrix.num_items - num_seen,
     }
@@ -239,17 +275,15 @@ def meta_evaluate(
     )
 
 
-def _tables(spec, size, summary, key, threshold, ties, ci, num_bootstrap, resolution):
-    labels = spec.row_labels()
-    num_estimators = len(labels)
-    counts = BinCounts(*(c.reshape(c.shape[0], num_estimators * 2, -1) for c in summary.counts))
-    keys = jax.random.split(key, num_estimators * 2)
+def _curve_tables(labels, size, counts, key, threshold, ties, ci, num_bootstrap, resolution):
+    """Agreement and MDAD rows for curves given as counts[runs, labels x references, bins]."""
+    keys = jax.random.split(key, counts.pairs.shape[1])
     curves = summarize_curves(keys, counts, jnp.float32(threshold), tie_value=TIES[ties],
                               num_bootstrap=num_bootstrap, ci=ci)
     curves = jax.tree.map(np.asarray, curves)
     pairs = counts.pairs.sum(0)
     agreement_rows, mdad_rows = [], []
-    for curve_index in range(num_estimators * 2):
+    for curve_index in range(pairs.shape[0]):
         label, reference = labels[curve_index // 2], REFERENCES[curve_index % 2]
         present = np.flatnonzero(pairs[curve_index] > 0)
         agreement_rows.append(pd.DataFrame({
@@ -271,8 +305,18 @@ def _tables(spec, size, summary, key, threshold, ties, ci, num_bootstrap, resolu
             "mdad_ci_upper": edge(mdad.high), "reached": mdad.index >= 0,
             "mdad_monotone": edge(mdad.monotone), "ties": ties, "ci": ci,
         })
+    mdad_frame = pd.DataFrame(mdad_rows).astype({"mdad": float, "mdad_ci_lower": float,
+                                                 "mdad_ci_upper": float, "mdad_monotone": float})
+    return {"agreement": pd.concat(agreement_rows, ignore_index=True), "mdad": mdad_frame}
+
+
+def _tables(spec, size, summary, key, threshold, ties, ci, num_bootstrap, resolution):
+    labels = spec.row_labels()
+    num_estimators = len(labels)
+    counts = BinCounts(*(c.reshape(c.shape[0], num_estimators * 2, -1) for c in summary.counts))
+    tables = _curve_tables(labels, size, counts, key, threshold, ties, ci, num_bootstrap, resolution)
     runs = summary.error.shape[0]
-    estimation = pd.DataFrame({
+    tables["estimation"] = pd.DataFrame({
         "method": np.repeat(labels, runs * 2),
         "size": size,
         "run": np.tile(np.repeat(np.arange(runs), 2), num_estimators),
@@ -280,10 +324,20 @@ def _tables(spec, size, summary, key, threshold, ties, ci, num_bootstrap, resolu
         "estimation_error": summary.error.transpose(1, 0, 2).reshape(-1),
         "kendall_tau": summary.kendall.transpose(1, 0, 2).reshape(-1),
     })
-    mdad_frame = pd.DataFrame(mdad_rows).astype({"mdad": float, "mdad_ci_lower": float,
-                                                 "mdad_ci_upper": float, "mdad_monotone": float})
-    return {"agreement": pd.concat(agreement_rows, ignore_index=True), "mdad": mdad_frame,
-            "estimation": estimation}
+    return tables
+
+
+def _exact_applicable(exact, specs, matrix, report) -> bool:
+    reasons = []
+    if "random" not in [spec.label for spec in specs]:
+        reasons.append("'random' is not among the methods")
+    if not matrix.is_binary:
+        reasons.append("scores are not 0/1")
+    if report.masked_cells:
+        reasons.append("cells are masked (missing='mask')")
+    if exact and reasons:
+        raise ValueError(f"exact=True is impossible: {'; '.join(reasons)}")
+    return not reasons if exact is None else bool(exact)
 
 
 def _parse_methods(methods: Sequence[str | MethodSpec]) -> list[MethodSpec]:
