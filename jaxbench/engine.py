@@ -160,9 +160,20 @@ def evaluate_exact_runs(keys: jax.Array, data: EngineData, sizes: jax.Array, con
     return jax.vmap(partial(exact_run, config=config), in_axes=(0, None, None))(keys, data, sizes)
 
 
-def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
-    """One run at one size, before reduction (SPEC §2 steps 1-5)."""
-    split_key, select_key = jax.random.split(key)
+class RunState(NamedTuple):
+    """What one run computes once and shares across sizes."""
+
+    split: RunSplit
+    sources: SourceView
+    targets: TargetView
+    prepared: Any  # the method's size-independent state (e.g. a fitted IRT model)
+    select_key: jax.Array
+    totals: jax.Array  # float32[references, 2, targets]
+
+
+def prepare_run(key: jax.Array, data: EngineData, config: EngineConfig) -> RunState:
+    """SPEC §2 steps 1-2 and 5 for one run, plus the method's size-independent preparation."""
+    split_key, prepare_key, select_key = jax.random.split(key, 3)
     split = draw_split(
         split_key, data.layout, num_models=data.scores.shape[0], num_targets=config.num_targets,
         num_sources=config.num_sources, cohort=data.cohort, others=data.others,
@@ -174,21 +185,44 @@ def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: Engine
 
     sources = SourceView(*view(split.sources, split.seen), data.layout.seen_subtasks)
     targets = TargetView(*view(split.targets, split.seen))
-    selection, aux = config.method.select(
-        jax.random.fold_in(select_key, size), sources, size,
-        max_size=config.max_size, num_subtasks=config.num_subtasks,
-    )
-    estimates = config.method.estimate(selection, aux, targets)
     unseen_scores, unseen_observed, _ = view(split.targets, split.unseen)
     totals = jnp.stack([
         _totals(targets.scores, targets.observed), _totals(unseen_scores, unseen_observed)
     ])
-    return RunDetail(split, selection, estimates, totals)
+    prepared = config.method.prepare(prepare_key, sources, max_size=config.max_size,
+                                     num_subtasks=config.num_subtasks)
+    return RunState(split, sources, targets, prepared, select_key, totals)
 
 
-def evaluate_run(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
-    """One run at one size, reduced to per-bin counts, errors and τ for every estimator."""
-    detail = run_detail(key, data, size, config)
+def select_and_estimate(state: RunState, size: jax.Array, config: EngineConfig):
+    """SPEC §2 steps 3-4 at one size: (Selection, float32[estimators, targets] estimates)."""
+    selection, aux = config.method.select(
+        jax.random.fold_in(state.select_key, size), state.sources, size, state.prepared,
+        max_size=config.max_size, num_subtasks=config.num_subtasks,
+    )
+    return selection, config.method.estimate(selection, aux, state.targets, state.prepared)
+
+
+def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
+    """One run at one size, before reduction (SPEC §2 steps 1-5)."""
+    state = prepare_run(key, data, config)
+    selection, estimates = select_and_estimate(state, size, config)
+    return RunDetail(state.split, selection, estimates, state.totals)
+
+
+def evaluate_run(key: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> RunSummary:
+    """One run at every size, reduced to per-bin counts, errors and τ for every estimator.
+
+    The split and the method's preparation are computed once; sizes follow one another
+    (`lax.map`), so memory does not grow with the number of sizes.
+
+    Args:
+        sizes: int32[sizes], each ≤ ``config.max_size``.
+
+    Returns:
+        `RunSummary` with a leading sizes axis.
+    """
+    state = prepare_run(key, data, config)
 
     def metrics(estimates, totals):
         counts = bin_pair_agreement(
@@ -199,27 +233,35 @@ def evaluate_run(key: jax.Array, data: EngineData, size: jax.Array, config: Engi
         tau = kendall_tau_b(estimates, reference, tie_tolerance=config.tie_tolerance)
         return counts, estimation_error(estimates, reference), tau
 
-    per_reference = jax.vmap(metrics, in_axes=(None, 0))
-    counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(detail.estimates, detail.totals)
-    return RunSummary(counts, error, tau)
+    def at_size(size):
+        _, estimates = select_and_estimate(state, size, config)
+        per_reference = jax.vmap(metrics, in_axes=(None, 0))
+        counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(estimates, state.totals)
+        return RunSummary(counts, error, tau)
+
+    return jax.lax.map(at_size, sizes)
 
 
 @partial(jax.jit, static_argnames=("config",))
-def evaluate_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunSummary:
-    """`evaluate_run` vmapped over keys[runs]; the single compiled entry per method config."""
-    return jax.vmap(partial(evaluate_run, config=config), in_axes=(0, None, None))(keys, data, size)
+def evaluate_runs(keys: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> RunSummary:
+    """`evaluate_run` vmapped over keys[runs]; the single compiled entry per method config.
+
+    Returns:
+        `RunSummary` with leading [runs, sizes] axes.
+    """
+    return jax.vmap(partial(evaluate_run, config=config), in_axes=(0, None, None))(keys, data, sizes)
 
 
 @partial(jax.jit, static_argnames=("config",))
 def draw_runs(keys: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
-    """Per-run splits, selections, estimates and references (for inspection and tests)."""
+    """Per-run splits, selections, estimates and references at one size (inspection, tests)."""
     return jax.vmap(partial(run_detail, config=config), in_axes=(0, None, None))(keys, data, size)
 
 
 def evaluate(
     keys: jax.Array,
     data: EngineData,
-    size: int,
+    sizes: Any,
     config: EngineConfig,
     *,
     chunk_size: int,
@@ -227,22 +269,21 @@ def evaluate(
     on_chunk: Callable[[int], None] | None = None,
     entry: Callable[..., Any] | None = None,
 ) -> Any:
-    """Evaluate all runs at one size, chunk by chunk, and return NumPy arrays.
+    """Evaluate all runs at every size, chunk by chunk, and return NumPy arrays.
 
     Args:
         keys: key[runs].
         data: `EngineData`.
-        size: the micro-benchmark size k (<= config.max_size).
+        sizes: int[sizes], micro-benchmark sizes k (each <= config.max_size).
         config: static `EngineConfig`.
         chunk_size: runs per call; rounded up to a multiple of the device count. The last chunk
             is padded with repeated keys (and the padding dropped), so every call has one shape.
         devices: devices to shard runs over (default: all local devices).
         on_chunk: called with the number of runs finished after each chunk (progress).
-        entry: the jitted per-chunk function (default `evaluate_runs`; `evaluate_exact_runs`
-            takes an int32[sizes] array as ``size``).
+        entry: the jitted per-chunk function (default `evaluate_runs`, or `evaluate_exact_runs`).
 
     Returns:
-        `RunSummary` (or ``entry``'s output) of NumPy arrays with a leading runs axis.
+        `RunSummary` (or ``entry``'s output) of NumPy arrays with leading [runs, sizes] axes.
     """
     entry = evaluate_runs if entry is None else entry
     devices = list(devices) if devices is not None else jax.local_devices()
@@ -260,7 +301,7 @@ def evaluate(
     else:
         key_sharding = devices[0]
         data = jax.device_put(data, devices[0])
-    size_array = jnp.asarray(size, jnp.int32)
+    size_array = jnp.asarray(np.atleast_1d(np.asarray(sizes)), jnp.int32)
     pieces = []
     for start in range(0, num_runs, chunk_size):
         chunk = keys[start : start + chunk_size]
@@ -280,7 +321,11 @@ def bytes_per_run(num_models: int, num_items: int, config: EngineConfig) -> int:
     rows = config.num_targets + config.num_sources
     gathered = rows * num_items * 9  # scores, confidences (float32) and mask (bool)
     pairs = config.num_targets * (config.num_targets - 1) // 2
-    return gathered + 64 * pairs + 16 * num_items + 8 * config.max_size
+    total = gathered + 64 * pairs + 16 * num_items + 8 * config.max_size
+    own = config.method.info.bytes_per_run
+    if own is not None:
+        total += own(config.num_sources, num_items // 2, config.max_size)
+    return total
 
 
 class CurveSummary(NamedTuple):

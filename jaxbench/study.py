@@ -206,7 +206,7 @@ def meta_evaluate(
     num_bins = num_bins_for(resolution)
     use_exact = _exact_applicable(exact, specs, matrix, report)
     if progress is not None:
-        progress("total", (len(specs) * len(sizes) + use_exact) * num_runs, "")
+        progress("total", (len(specs) + use_exact) * num_runs, "")
     tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -217,15 +217,15 @@ def meta_evaluate(
         )
         chunk = chunk_size or max(1, int(memory_limit_gb * 2**30 // bytes_per_run(*matrix.shape, config)))
         method_started = time.perf_counter()
-        for size in sizes:
-            def advance(done, label=f"{spec.label} k={size}"):
-                if progress is not None:
-                    progress("advance", done, label)
-
-            summary = evaluate(keys, data, size, config, chunk_size=chunk, on_chunk=advance)
+        summary = evaluate(
+            keys, data, np.asarray(sizes, np.int32), config, chunk_size=chunk,
+            on_chunk=lambda done, label=spec.label: progress and progress("advance", done, label),
+        )
+        for index, size in enumerate(sizes):
             boot_key = jax.random.fold_in(bootstrap_root, zlib.crc32(spec.label.encode()) & 0x7FFFFFFF)
             boot_key = jax.random.fold_in(boot_key, size)
-            for name, frame in _tables(spec, size, summary, boot_key, threshold, ties, ci,
+            per_size = jax.tree.map(lambda x, i=index: x[:, i], summary)
+            for name, frame in _tables(spec, size, per_size, boot_key, threshold, ties, ci,
                                        num_bootstrap, resolution).items():
                 tables[name].append(frame)
         timings[spec.label] = time.perf_counter() - method_started

@@ -23,7 +23,9 @@ def test_tables_are_tidy(result):
     assert list(result.mdad.columns) == ["method", "size", "reference", "threshold", "mdad",
                                          "mdad_ci_lower", "mdad_ci_upper", "reached",
                                          "mdad_monotone", "ties", "ci"]
-    assert len(result.mdad) == 2 * 2 * 2  # methods x sizes x references
+    # methods (random, stratified_subtask, random/exact) x sizes x references
+    assert len(result.mdad) == 3 * 2 * 2
+    assert set(result.mdad.method) == {"random", "stratified_subtask", "random/exact"}
     assert set(result.agreement.columns) >= {"method", "size", "reference", "bin", "pairs",
                                              "agreement", "ci_lower", "ci_upper"}
     assert len(result.estimation) == 2 * 2 * 6 * 2
@@ -51,7 +53,7 @@ def test_fixed_cohort_keeps_targets(small_matrix):
     cohort = jaxbench.meta_evaluate(small_matrix, methods=["random"], targets=names, **SMALL)
     assert cohort.config["targets"] == names and cohort.config["num_targets"] == 5
     # Reference scores of a fixed cohort: every run has the same 10 pairs.
-    assert (cohort.agreement.groupby(["size", "reference"]).pairs.sum() == 6 * 10).all()
+    assert (cohort.agreement.groupby(["method", "size", "reference"]).pairs.sum() == 6 * 10).all()
 
 
 def test_ties_half_scores_at_least_ties_fail(small_matrix):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,3 +66,40 @@ def estimate_weighted_mean(selection: Selection, targets: TargetView) -> jax.Arr
     scores = targets.scores[:, selection.items]
     weights = selection.weights[None, :] * targets.observed[:, selection.items]
     return jnp.sum(weights * scores, axis=1) / jnp.sum(weights, axis=1)
+
+
+def no_preparation(key, sources: SourceView, *, max_size: int, num_subtasks: int, **options) -> None:
+    """The `prepare` of methods with nothing to compute once per run."""
+    return None
+
+
+class MethodInfo(NamedTuple):
+    """A registered method: how the engine calls it, and what the study should say about it.
+
+    Attributes:
+        select: ``(key, SourceView, size, prepared, *, max_size, num_subtasks, **options) ->
+            (Selection, aux)``; ``size`` is a traced int32 scalar, outputs padded to max_size.
+        estimators: names of the estimators it reports, one output row each.
+        estimate: ``(Selection, aux, TargetView, prepared, **options) ->
+            float32[estimators, targets]``.
+        options: option name -> (allowed values, default).
+        summary: one line for help texts.
+        prepare: ``(key, SourceView, *, max_size, num_subtasks, **options) -> prepared``:
+            size-independent work done once per run and shared by every size (an IRT fit, a
+            distance matrix); its output is any pytree.
+        uses_confidences: the method reads confidences (the study notes the fallback to
+            correctness when a matrix has none).
+        binary_only: the method thresholds graded scores at 0.5 (IRT); the study notes it.
+        bytes_per_run: optional ``(num_sources, num_seen, max_size) -> bytes`` of the method's
+            own per-run memory, used to size chunks of runs.
+    """
+
+    select: Callable[..., tuple[Selection, Any]]
+    estimators: tuple[str, ...]
+    estimate: Callable[..., jax.Array]
+    options: dict[str, tuple[tuple[str, ...], str]]
+    summary: str
+    prepare: Callable[..., Any] = no_preparation
+    uses_confidences: bool = False
+    binary_only: bool = False
+    bytes_per_run: Callable[[int, int, int], int] | None = None

@@ -13,41 +13,24 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from .base import Selection, SourceView, TargetView, estimate_weighted_mean
+from .base import MethodInfo, Selection, SourceView, TargetView, estimate_weighted_mean
 from .random import select_random
 from .stratified_subtask import ALLOCATIONS, WEIGHTINGS, select_stratified_subtask
 
 
-class MethodInfo(NamedTuple):
-    """A registered method.
-
-    Attributes:
-        select: ``(key, SourceView, size, *, max_size, num_subtasks, **options) -> (Selection, aux)``.
-        estimators: names of the estimators it reports, one output row each.
-        estimate: ``(Selection, aux, TargetView, **options) -> float32[estimators, targets]``.
-        options: option name -> (allowed values, default).
-        summary: one line for help texts.
-    """
-
-    select: Callable[..., tuple[Selection, Any]]
-    estimators: tuple[str, ...]
-    estimate: Callable[..., jax.Array]
-    options: dict[str, tuple[tuple[str, ...], str]]
-    summary: str
-
-
 def _plain(select: Callable[..., Selection]) -> Callable[..., tuple[Selection, Any]]:
-    def wrapped(key, sources, size, *, max_size, num_subtasks, **options):
+    def wrapped(key, sources, size, prepared, *, max_size, num_subtasks, **options):
         return select(key, sources, size, max_size=max_size, **options), None
 
     return wrapped
 
 
-def _mean_estimate(selection: Selection, aux: Any, targets: TargetView, **_: Any) -> jax.Array:
+def _mean_estimate(selection: Selection, aux: Any, targets: TargetView, prepared: Any = None,
+                   **_: Any) -> jax.Array:
     return estimate_weighted_mean(selection, targets)[None, :]
 
 
-def _stratified(key, sources, size, *, max_size, num_subtasks, allocation, weighting):
+def _stratified(key, sources, size, prepared, *, max_size, num_subtasks, allocation, weighting):
     selection = select_stratified_subtask(
         key, sources, size, max_size=max_size, num_subtasks=num_subtasks,
         allocation=allocation, weighting=weighting,
@@ -97,12 +80,16 @@ class MethodSpec(NamedTuple):
             return [self.label]
         return [f"{self.label}/{e}" for e in estimators]
 
-    def select(self, key, sources: SourceView, size, *, max_size: int, num_subtasks: int):
-        return self.info.select(key, sources, size, max_size=max_size,
+    def prepare(self, key, sources: SourceView, *, max_size: int, num_subtasks: int):
+        return self.info.prepare(key, sources, max_size=max_size, num_subtasks=num_subtasks,
+                                 **dict(self.options))
+
+    def select(self, key, sources: SourceView, size, prepared, *, max_size: int, num_subtasks: int):
+        return self.info.select(key, sources, size, prepared, max_size=max_size,
                                 num_subtasks=num_subtasks, **dict(self.options))
 
-    def estimate(self, selection: Selection, aux: Any, targets: TargetView) -> jax.Array:
-        return self.info.estimate(selection, aux, targets, **dict(self.options))
+    def estimate(self, selection: Selection, aux: Any, targets: TargetView, prepared: Any) -> jax.Array:
+        return self.info.estimate(selection, aux, targets, prepared, **dict(self.options))
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(?:\((.*)\))?\s*$")
@@ -156,5 +143,7 @@ def split_method_list(text: str) -> list[str]:
         parts.append(current.strip())
     return parts
 
+
+# Methods defined in their own files register here, one line each.
 
 __all__ = ["METHODS", "MethodInfo", "MethodSpec", "parse_method", "split_method_list"]
