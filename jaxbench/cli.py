@@ -7,6 +7,7 @@ with ``error:`` and exits with status 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -54,8 +55,28 @@ class UserError(Exception):
     """Bad input from the command line; printed as one line."""
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled executables on disk so repeated studies skip most compilation.
+
+    ``JAXBENCH_CACHE_DIR`` chooses the folder (default ``~/.cache/jaxbench/xla``); an empty value
+    turns the cache off.
+    """
+    folder = os.environ.get("JAXBENCH_CACHE_DIR", str(Path.home() / ".cache" / "jaxbench" / "xla"))
+    if not folder:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home: run without the cache
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _enable_compilation_cache()
     try:
         app(standalone_mode=False)
     except (UserError, ValueError, TypeError, FileNotFoundError, tomllib.TOMLDecodeError) as error:

@@ -1,16 +1,19 @@
-"""The jit boundary: one run of the protocol as a pure function, vmapped over runs, chunked, sharded.
+"""The jit boundary: the protocol as pure functions of one run, vmapped over runs, chunked, sharded.
 
-`evaluate_run` does one run for one method at one size k: draw the split (SPEC §2), select from
-the seen half with the source models, estimate the targets, and reduce to per-bin pair counts,
-estimation error and Kendall τ against the seen and the unseen half. `evaluate_runs` is the one
-module-level jitted entry: k is traced and selections are padded to ``max_size``, so a single
-executable per method serves every size. `evaluate` drives it over fixed-size chunks of runs (so
-memory stays bounded and the executable is reused), sharding each chunk's runs over all local
-devices along a ``runs`` mesh axis.
+A run (SPEC §2) is computed in three compiled stages, each vmapped over a chunk of runs:
+`draw_splits` (targets, sources, seen/unseen halves and reference totals), `estimate_runs` (the
+method's preparation once per run, then selection and estimation at every size k with
+`lax.map`) and `summarize_runs` (per-bin pair counts, estimation error and Kendall τ against the
+seen and the unseen half). Only `estimate_runs` depends on the method, so the split and metric
+programs are compiled once per study; sizes are traced and selections padded to ``max_size``, so
+nothing recompiles for another k. `evaluate` drives the stages over fixed-size chunks of runs (so
+memory stays bounded and executables are reused), sharding each chunk's runs over all local
+devices along a ``runs`` mesh axis. `evaluate_exact_runs` computes the closed-form agreement of
+`random` on the same splits (SPEC §6).
 
-Keys: run r uses ``keys[r]``; its split comes from one half of it and its selection at size k
-from ``fold_in(other half, k)``. So a run's numbers do not depend on chunking, sharding, which
-other sizes are requested, or the device count.
+Keys: run r uses ``keys[r]``, split in three: the split, the method's preparation, and the
+selection at size k from ``fold_in(selection key, k)``. So a run's numbers do not depend on
+chunking, sharding, which other sizes or methods are requested, or the device count.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def exact_run(key: jax.Array, data: EngineData, sizes: jax.Array, config: Engine
     Returns:
         `BinCounts` with float32[sizes, references, bins] expected counts (pairs are int32).
     """
-    split_key, _ = jax.random.split(key)
+    split_key = jax.random.split(key, 3)[0]  # the split of `split_run`
     split = draw_split(
         split_key, data.layout, num_models=data.scores.shape[0], num_targets=config.num_targets,
         num_sources=config.num_sources, cohort=data.cohort, others=data.others,
@@ -168,16 +171,29 @@ class RunState(NamedTuple):
     targets: TargetView
     prepared: Any  # the method's size-independent state (e.g. a fitted IRT model)
     select_key: jax.Array
-    totals: jax.Array  # float32[references, 2, targets]
 
 
-def prepare_run(key: jax.Array, data: EngineData, config: EngineConfig) -> RunState:
-    """SPEC §2 steps 1-2 and 5 for one run, plus the method's size-independent preparation."""
-    split_key, prepare_key, select_key = jax.random.split(key, 3)
+def split_run(key: jax.Array, data: EngineData, num_targets: int, num_sources: int):
+    """SPEC §2 steps 1-2 and 5: one run's split and its reference totals.
+
+    Returns:
+        (`RunSplit`, float32[references, 2, targets] summed reference scores and counts).
+    """
+    split_key = jax.random.split(key, 3)[0]
     split = draw_split(
-        split_key, data.layout, num_models=data.scores.shape[0], num_targets=config.num_targets,
-        num_sources=config.num_sources, cohort=data.cohort, others=data.others,
+        split_key, data.layout, num_models=data.scores.shape[0], num_targets=num_targets,
+        num_sources=num_sources, cohort=data.cohort, others=data.others,
     )
+    totals = jnp.stack([
+        _totals(data.scores[jnp.ix_(split.targets, rows)], data.observed[jnp.ix_(split.targets, rows)])
+        for rows in (split.seen, split.unseen)
+    ])
+    return split, totals
+
+
+def prepare_run(key: jax.Array, split: RunSplit, data: EngineData, config: EngineConfig) -> RunState:
+    """The views a method may see, and its size-independent preparation, for one run."""
+    _, prepare_key, select_key = jax.random.split(key, 3)
 
     def view(rows, columns):
         index = jnp.ix_(rows, columns)
@@ -185,13 +201,9 @@ def prepare_run(key: jax.Array, data: EngineData, config: EngineConfig) -> RunSt
 
     sources = SourceView(*view(split.sources, split.seen), data.layout.seen_subtasks)
     targets = TargetView(*view(split.targets, split.seen))
-    unseen_scores, unseen_observed, _ = view(split.targets, split.unseen)
-    totals = jnp.stack([
-        _totals(targets.scores, targets.observed), _totals(unseen_scores, unseen_observed)
-    ])
     prepared = config.method.prepare(prepare_key, sources, max_size=config.max_size,
                                      num_subtasks=config.num_subtasks)
-    return RunState(split, sources, targets, prepared, select_key, totals)
+    return RunState(split, sources, targets, prepared, select_key)
 
 
 def select_and_estimate(state: RunState, size: jax.Array, config: EngineConfig):
@@ -205,51 +217,73 @@ def select_and_estimate(state: RunState, size: jax.Array, config: EngineConfig):
 
 def run_detail(key: jax.Array, data: EngineData, size: jax.Array, config: EngineConfig) -> RunDetail:
     """One run at one size, before reduction (SPEC §2 steps 1-5)."""
-    state = prepare_run(key, data, config)
-    selection, estimates = select_and_estimate(state, size, config)
-    return RunDetail(state.split, selection, estimates, state.totals)
+    split, totals = split_run(key, data, config.num_targets, config.num_sources)
+    selection, estimates = select_and_estimate(prepare_run(key, split, data, config), size, config)
+    return RunDetail(split, selection, estimates, totals)
 
 
-def evaluate_run(key: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> RunSummary:
-    """One run at every size, reduced to per-bin counts, errors and τ for every estimator.
+def estimate_run(key, split, data, sizes, config) -> jax.Array:
+    """float32[sizes, estimators, targets]: one run's estimates at every size.
 
-    The split and the method's preparation are computed once; sizes follow one another
-    (`lax.map`), so memory does not grow with the number of sizes.
-
-    Args:
-        sizes: int32[sizes], each ≤ ``config.max_size``.
-
-    Returns:
-        `RunSummary` with a leading sizes axis.
+    The method's preparation is computed once; sizes follow one another (`lax.map`), so memory
+    does not grow with the number of sizes.
     """
-    state = prepare_run(key, data, config)
+    state = prepare_run(key, split, data, config)
+    return jax.lax.map(lambda size: select_and_estimate(state, size, config)[1], sizes)
 
-    def metrics(estimates, totals):
-        counts = bin_pair_agreement(
-            estimates, totals[0], totals[1], num_bins=config.num_bins,
-            resolution=config.resolution, tie_tolerance=config.tie_tolerance,
-        )
-        reference = totals[0] / totals[1]
-        tau = kendall_tau_b(estimates, reference, tie_tolerance=config.tie_tolerance)
-        return counts, estimation_error(estimates, reference), tau
 
-    def at_size(size):
-        _, estimates = select_and_estimate(state, size, config)
-        per_reference = jax.vmap(metrics, in_axes=(None, 0))
-        counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(estimates, state.totals)
-        return RunSummary(counts, error, tau)
+def summarize_run(estimates: jax.Array, totals: jax.Array, *, num_bins: int, resolution: float,
+                  tie_tolerance: float) -> RunSummary:
+    """Per-bin pair counts, estimation error and τ of one run's float32[estimators, targets]
+    estimates at one size, against both references (totals: float32[references, 2, targets])."""
 
-    return jax.lax.map(at_size, sizes)
+    def metrics(estimate, total):
+        counts = bin_pair_agreement(estimate, total[0], total[1], num_bins=num_bins,
+                                    resolution=resolution, tie_tolerance=tie_tolerance)
+        reference = total[0] / total[1]
+        tau = kendall_tau_b(estimate, reference, tie_tolerance=tie_tolerance)
+        return counts, estimation_error(estimate, reference), tau
+
+    per_reference = jax.vmap(metrics, in_axes=(None, 0))
+    counts, error, tau = jax.vmap(per_reference, in_axes=(0, None))(estimates, totals)
+    return RunSummary(counts, error, tau)
+
+
+# The three stages are compiled separately so that the split and the metrics (most of the
+# compile time) are compiled once per study and shared by every method; only `estimate_runs`
+# is compiled per method. Sizes are traced (padded to config.max_size), so no stage recompiles
+# for another size.
+
+@partial(jax.jit, static_argnames=("num_targets", "num_sources"))
+def draw_splits(keys: jax.Array, data: EngineData, *, num_targets: int, num_sources: int):
+    """`split_run` vmapped over keys[runs]: (`RunSplit` [runs, ...], totals [runs, 2, 2, targets])."""
+    return jax.vmap(split_run, in_axes=(0, None, None, None))(keys, data, num_targets, num_sources)
 
 
 @partial(jax.jit, static_argnames=("config",))
-def evaluate_runs(keys: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> RunSummary:
-    """`evaluate_run` vmapped over keys[runs]; the single compiled entry per method config.
+def estimate_runs(keys: jax.Array, splits: RunSplit, data: EngineData, sizes: jax.Array,
+                  config: EngineConfig) -> jax.Array:
+    """`estimate_run` vmapped over runs: float32[runs, sizes, estimators, targets]."""
+    run = partial(estimate_run, config=config)
+    return jax.vmap(run, in_axes=(0, 0, None, None))(keys, splits, data, sizes)
 
-    Returns:
-        `RunSummary` with leading [runs, sizes] axes.
-    """
-    return jax.vmap(partial(evaluate_run, config=config), in_axes=(0, None, None))(keys, data, sizes)
+
+@partial(jax.jit, static_argnames=("num_bins", "resolution", "tie_tolerance"))
+def summarize_runs(estimates: jax.Array, totals: jax.Array, *, num_bins: int, resolution: float,
+                   tie_tolerance: float) -> RunSummary:
+    """`summarize_run` vmapped over runs and sizes: `RunSummary` with [runs, sizes] axes."""
+    run = partial(summarize_run, num_bins=num_bins, resolution=resolution,
+                  tie_tolerance=tie_tolerance)
+    return jax.vmap(jax.vmap(run, in_axes=(0, None)), in_axes=(0, 0))(estimates, totals)
+
+
+def evaluate_runs(keys: jax.Array, data: EngineData, sizes: jax.Array, config: EngineConfig) -> RunSummary:
+    """All three stages for keys[runs] at int32[sizes]: `RunSummary` with [runs, sizes] axes."""
+    splits, totals = draw_splits(keys, data, num_targets=config.num_targets,
+                                 num_sources=config.num_sources)
+    estimates = estimate_runs(keys, splits, data, sizes, config)
+    return summarize_runs(estimates, totals, num_bins=config.num_bins,
+                          resolution=config.resolution, tie_tolerance=config.tie_tolerance)
 
 
 @partial(jax.jit, static_argnames=("config",))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jaxbench.data import generate_synthetic
+
+# The CLI keeps a persistent compilation cache in the user's home; tests run without it
+# (test_cli checks the cache separately, in a temporary folder).
+os.environ["JAXBENCH_CACHE_DIR"] = ""
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

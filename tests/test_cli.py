@@ -93,3 +93,20 @@ def test_unknown_toml_key(monkeypatch, capsys, tmp_path):
     config.write_text('data = "mmlu-pro"\nrunz = 3\n')
     code, _, err = _run(monkeypatch, capsys, "run", "--config", str(config))
     assert code == 2 and "unknown key(s) runz" in err
+
+
+def test_compilation_cache_is_enabled_in_a_chosen_folder(monkeypatch, tmp_path):
+    import jax
+
+    from jaxbench.cli import _enable_compilation_cache
+
+    monkeypatch.setenv("JAXBENCH_CACHE_DIR", str(tmp_path / "xla"))
+    try:
+        _enable_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        assert (tmp_path / "xla").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("JAXBENCH_CACHE_DIR", "")
+    _enable_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir is None

@@ -17,7 +17,7 @@ import scipy.stats
 import numpy_reference as ref
 from jaxbench import meta_evaluate
 from jaxbench.agreement import num_bins_for
-from jaxbench.engine import EngineConfig, EngineData, draw_runs, evaluate, evaluate_runs
+from jaxbench.engine import EngineConfig, EngineData, draw_runs, estimate_runs, evaluate
 from jaxbench.protocol import make_layout
 from jaxbench.selectors import parse_method
 
@@ -126,10 +126,10 @@ def test_one_executable_serves_all_sizes_and_new_data(small_matrix, small_matrix
     config = _config("random", small_matrix)
     keys = _keys(2, 4)
     evaluate(keys, _data(small_matrix), 10, config, chunk_size=4)
-    compiled = evaluate_runs._cache_size()
+    compiled = estimate_runs._cache_size()
     for size in SIZES:
         evaluate(keys, _data(small_matrix_with_missing), size, config, chunk_size=4)
-    assert evaluate_runs._cache_size() == compiled
+    assert estimate_runs._cache_size() == compiled
 
 
 def test_results_do_not_depend_on_other_sizes(small_matrix):
