@@ -3,7 +3,8 @@
 Paper shape (issue 2): 447 models x 12,032 items, 14 subtasks; 50 targets, 300 sources, 50 runs,
 sizes 10..1000, methods random + stratified_subtask, bootstrap intervals over runs (B = 1000).
 
-The JAX study runs twice in this process: the first (cold) run includes compilation, the second
+The JAX study (without the closed-form ``random/exact`` rows, timed separately) runs four times
+in this process: the first (cold) run includes compilation, the second
 (warm) does not; compile time is their difference. The baseline is a plain NumPy implementation
 of the same protocol and metrics (a Python loop over methods, sizes and runs, vectorised within a
 run), timed in the same process on the same matrix.
@@ -110,7 +111,7 @@ def main() -> None:
     log(f"synthetic matrix {args.models} x {args.items}, {args.subtasks} subtasks")
     matrix, _ = jaxbench.generate_synthetic(args.models, args.items, num_subtasks=args.subtasks, seed=0)
     study = dict(methods=methods, sizes=sizes, num_runs=args.runs, num_targets=args.targets,
-                 num_sources=args.sources, num_bootstrap=args.bootstrap, seed=0)
+                 num_sources=args.sources, num_bootstrap=args.bootstrap, seed=0, exact=False)
 
     def progress(event, amount, description):
         if event == "advance" and description:
@@ -132,6 +133,14 @@ def main() -> None:
     sizes = result.config["sizes"]  # sizes that fit the seen half
     numpy_protocol(matrix, methods, sizes, args.runs, args.targets, args.sources, args.bootstrap, 0, log)
     numpy_seconds = time.perf_counter() - start
+    log("jax: random/exact rows (closed form on the same splits), cold then warm")
+    exact_study = {**study, "methods": ["random"], "exact": True}
+    start = time.perf_counter()
+    jaxbench.meta_evaluate(matrix, **exact_study)
+    exact_cold = time.perf_counter() - start
+    start = time.perf_counter()
+    exact_result = jaxbench.meta_evaluate(matrix, **exact_study)
+    exact_warm = time.perf_counter() - start
     record = {
         "benchmark": "engine",
         "shape": {"models": args.models, "items": args.items, "subtasks": args.subtasks,
@@ -147,6 +156,8 @@ def main() -> None:
         "numpy_seconds": numpy_seconds,
         "speedup_warm_vs_numpy": numpy_seconds / warm,
         "speedup_cold_vs_numpy": numpy_seconds / cold,
+        "exact_included_seconds": {"cold": exact_cold, "warm": exact_warm,
+                                   "random_plus_exact_rows": exact_result.timings},
         "mdad_random_seen": result.mdad.query("method == 'random' and reference == 'seen'")
         .set_index("size")["mdad"].to_dict(),
     }
