@@ -49,6 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_key as _check_key
+from ._checks import is_concrete as _is_concrete
+
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -103,17 +106,6 @@ class ClusterAnchors(NamedTuple):
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _is_concrete(*values):
-    return not any(isinstance(v, jax.core.Tracer) for v in values)
-
-
-def _check_key(key):
-    if not (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
-    if key.shape != ():
-        raise ValueError(f"key must be a single key (shape ()); got shape {key.shape}")
 
 
 def _check_positive_int(value, name):

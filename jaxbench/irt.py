@@ -46,6 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._checks import check_key as _check_key
+from ._checks import is_concrete as _is_concrete
+
 #: Per-dimension clip of tinyBenchmarks' ``item_curve``.
 LOGIT_CLIP = 30.0
 
@@ -179,17 +182,6 @@ def _adam_phase(state, value_and_grad, optimizer, keep_going, max_steps, toleran
 def _initial_state(params, optimizer):
     zero = jnp.zeros((), jnp.int32)
     return _LoopState(zero, params, optimizer.init(params), jnp.asarray(jnp.inf, jnp.float32), zero)
-
-
-def _is_concrete(*values):
-    return not any(isinstance(v, jax.core.Tracer) for v in values)
-
-
-def _check_key(key):
-    if not (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
-    if key.shape != ():
-        raise ValueError(f"key must be a single key (shape ()); got shape {key.shape}")
 
 
 def _check_fit_settings(max_steps, learning_rate, tolerance, patience, prior_scale=1.0):
