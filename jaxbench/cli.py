@@ -263,14 +263,14 @@ def _study(matrix, **kwargs) -> StudyResult:
 def _finish(result: StudyResult, out: Path) -> None:
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
-    table = Table(title=f"MDAD (accuracy points) at agreement >= {result.config['threshold']}; "
-                        "'-' = not reached")
+    table = Table(title=f"MDAD (accuracy points) at agreement >= {result.config['threshold']}, "
+                        "by micro-benchmark size k; '-' = not reached")
     table.add_column("method", no_wrap=True)
     table.add_column("half", no_wrap=True)
     frame = result.mdad
     sizes = sorted(frame["size"].unique())
     for size in sizes:
-        table.add_column(f"k={size}", justify="right")
+        table.add_column(str(size), justify="right", no_wrap=True)
     for method in dict.fromkeys(frame["method"]):
         for reference in ("seen", "unseen"):
             rows = frame[(frame["method"] == method) & (frame["reference"] == reference)]
