@@ -145,5 +145,15 @@ def split_method_list(text: str) -> list[str]:
 
 
 # Methods defined in their own files register here, one line each.
+from .tinybenchmarks import TINYBENCHMARKS  # noqa: E402
+
+METHODS["tinybenchmarks"] = TINYBENCHMARKS
+from .anchor_points import ANCHOR_POINTS  # noqa: E402
+from .diversity import DIVERSITY  # noqa: E402
+from .stratified_confidence import STRATIFIED_CONFIDENCE  # noqa: E402
+
+METHODS["stratified_confidence"] = STRATIFIED_CONFIDENCE
+METHODS["anchor_points"] = ANCHOR_POINTS
+METHODS["diversity"] = DIVERSITY
 
 __all__ = ["METHODS", "MethodInfo", "MethodSpec", "parse_method", "split_method_list"]
