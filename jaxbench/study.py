@@ -184,6 +184,11 @@ def meta_evaluate(
         notes.append(f"missing=mask: {report.masked_cells} missing cell(s) masked")
     if not matrix.is_binary:
         notes.append("scores are graded (not 0/1): estimates are weighted means of the scores")
+    for spec in specs:
+        if spec.info.uses_confidences and matrix.confidences is None:
+            notes.append(f"{spec.label}: no confidences in the data; used correctness")
+        if spec.info.binary_only and not matrix.is_binary:
+            notes.append(f"{spec.label}: graded scores thresholded at 0.5 for IRT")
     cohort, others, num_targets = _targets(matrix, targets, num_targets)
     available = matrix.num_models - num_targets
     num_sources = available if num_sources is None else _check_int("num_sources", num_sources, 0)
