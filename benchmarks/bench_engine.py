@@ -26,8 +26,8 @@ import jax
 import numpy as np
 
 import jaxbench
+from _common import SIZES, add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
 
-SIZES = (10, 25, 50, 100, 250, 500, 1000)
 
 
 def numpy_protocol(matrix, methods, sizes, runs, targets, sources, bootstrap, seed, log):
@@ -89,15 +89,7 @@ def numpy_protocol(matrix, methods, sizes, runs, targets, sources, bootstrap, se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=447)
-    parser.add_argument("--items", type=int, default=12032)
-    parser.add_argument("--subtasks", type=int, default=14)
-    parser.add_argument("--targets", type=int, default=50)
-    parser.add_argument("--sources", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    parser.add_argument("--quick", action="store_true", help="small shape for a smoke test")
+    add_paper_shape_arguments(parser)
     parser.add_argument("--out", default="bench_engine.json")
     args = parser.parse_args()
     if args.quick:

@@ -25,8 +25,8 @@ import resource
 import subprocess
 import sys
 import time
+from _common import add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
 
-SIZES = (10, 25, 50, 100, 250, 500, 1000)
 METHODS = ("stratified_confidence", "anchor_points", "diversity")
 
 
@@ -148,17 +148,9 @@ def worker(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--models", type=int, default=447)
-    parser.add_argument("--items", type=int, default=12032)
-    parser.add_argument("--subtasks", type=int, default=14)
-    parser.add_argument("--targets", type=int, default=50)
-    parser.add_argument("--sources", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    add_paper_shape_arguments(parser)
     parser.add_argument("--memory-limit-gb", type=float, default=4.0)
     parser.add_argument("--baseline-runs", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="small shape for a smoke test")
     parser.add_argument("--out", default="bench_methods.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
