@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import jaxbench
-from _common import SIZES, add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
+from _common import add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
 
 
 
