@@ -167,9 +167,12 @@ def main():
     print(f"compile: {compile_s:.2f} s")
 
     def fit_all():
-        fits = [compiled(keys[i:i + chunk], responses[i:i + chunk], observed[i:i + chunk])
-                for i in range(0, args.runs, chunk)]
-        return jax.block_until_ready(jax.tree.map(lambda *x: jnp.concatenate(x), *fits))
+        fits = []
+        for i in range(0, args.runs, chunk):
+            fits.append(jax.block_until_ready(
+                compiled(keys[i:i + chunk], responses[i:i + chunk], observed[i:i + chunk])))
+            print(f"  fitted runs {i + 1}-{min(i + chunk, args.runs)} of {args.runs}", flush=True)
+        return jax.tree.map(lambda *x: jnp.concatenate(x), *fits)
 
     warm = []
     for repeat in range(args.repeats):
