@@ -41,7 +41,7 @@ from .agreement import (
     estimation_error,
     kendall_tau_b,
 )
-from .exact import pair_agreement, pair_win_probabilities
+from .exact import discordant_counts, pair_agreement, pair_win_probabilities
 from .protocol import RunSplit, SplitLayout, draw_split
 from .selectors import MethodSpec, Selection, SourceView, TargetView
 
@@ -135,14 +135,13 @@ def exact_run(key: jax.Array, data: EngineData, sizes: jax.Array, config: Engine
     )
     seen = data.scores[jnp.ix_(split.targets, split.seen)]
     unseen = data.scores[jnp.ix_(split.targets, split.unseen)]
-    plus = jnp.round(jnp.matmul(seen, (1.0 - seen).T, precision=jax.lax.Precision.HIGHEST))
-    first, second = jnp.triu_indices(config.num_targets, k=1)
+    n_plus, n_minus = discordant_counts(seen)
     pool = split.seen.shape[0]
 
     def one_pair(counts):
         return pair_win_probabilities(counts[0], counts[1], pool, sizes, max_size=config.max_size)
 
-    wins = jax.lax.map(one_pair, (plus[first, second], plus[second, first]), batch_size=512)
+    wins = jax.lax.map(one_pair, (n_plus, n_minus), batch_size=512)
 
     def per_reference(scores):
         count = jnp.full(scores.shape[0], scores.shape[1], jnp.float32)

@@ -210,6 +210,18 @@ def agreement_from_wins(
     return won
 
 
+def discordant_counts(scores: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """N⁺ and N⁻ (int32[pairs], `jnp.triu_indices` order) of a 0/1 float[models, items] matrix.
+
+    ``plus[i, j]`` counts items model i gets right and model j wrong; the integer-valued sums are
+    exact in float32.
+    """
+    first, second = jnp.triu_indices(scores.shape[0], k=1)
+    plus = jnp.matmul(scores, (1.0 - scores).T, precision=jax.lax.Precision.HIGHEST)
+    plus = jnp.round(plus).astype(jnp.int32)
+    return plus[first, second], plus[second, first]
+
+
 def pair_agreement(
     scores: jax.Array, sizes: jax.Array, *, max_size: int, binary: bool, ties: str, chunk_size: int
 ) -> PairAgreement:
@@ -224,10 +236,7 @@ def pair_agreement(
     models, pool = scores.shape
     first, second = jnp.triu_indices(models, k=1)
     if binary:
-        # plus[i, j] = items i gets right and j wrong; integer-valued sums are exact in float32.
-        plus = jnp.matmul(scores, (1.0 - scores).T, precision=jax.lax.Precision.HIGHEST)
-        plus = jnp.round(plus).astype(jnp.int32)
-        n_plus, n_minus = plus[first, second], plus[second, first]
+        n_plus, n_minus = discordant_counts(scores)
         difference = 100.0 * (n_plus - n_minus).astype(scores.dtype) / pool
 
         def one_pair(counts):

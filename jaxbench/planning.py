@@ -15,7 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .agreement import DEFAULT_RESOLUTION, CurveInterval, detect_mdad, num_bins_for
+from .agreement import (
+    DEFAULT_RESOLUTION,
+    CurveInterval,
+    bin_reference_gaps,
+    detect_mdad,
+    num_bins_for,
+)
 from .data import ResponseMatrix, apply_missing_policy
 from .engine import exact_pair_agreement
 from .exact import PairAgreement
@@ -230,9 +236,11 @@ def plan(
     scores = matrix.scores
     num_items = matrix.num_items
     num_bins = num_bins_for(resolution)
-    first, second = np.triu_indices(matrix.num_models, k=1)
-    gaps_in_bins = np.abs(_differences(scores, first, second)) / resolution
-    bins = np.minimum(np.floor(gaps_in_bins + 1e-9), num_bins - 1).astype(int)
+    # The same binning as the Monte Carlo engine (exact integer arithmetic for 0/1 scores).
+    counts = jnp.full(matrix.num_models, num_items, jnp.float32)
+    bins, _ = bin_reference_gaps(jnp.asarray(scores.sum(axis=1)), counts, num_bins=num_bins,
+                                 resolution=resolution)
+    bins = np.asarray(bins)
     pairs = np.bincount(bins, minlength=num_bins)
     evaluated: dict[int, tuple[float | None, np.ndarray]] = {}
 
