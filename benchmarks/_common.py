@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 SIZES = (10, 25, 50, 100, 250, 500, 1000)
 
@@ -19,3 +20,13 @@ def add_paper_shape_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--quick", action="store_true", help="small shape for a smoke test")
+
+
+def time_cold_and_warm(study, matrix, settings: dict):
+    """Run ``study(matrix, **settings)`` twice: (cold seconds incl. compile, warm seconds, result)."""
+    start = time.perf_counter()
+    study(matrix, **settings)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    result = study(matrix, **settings)
+    return cold, time.perf_counter() - start, result

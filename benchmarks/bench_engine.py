@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import jaxbench
-from _common import add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
+from _common import add_paper_shape_arguments, time_cold_and_warm  # benchmarks/ is on sys.path for scripts
 
 
 
@@ -127,12 +127,7 @@ def main() -> None:
     numpy_seconds = time.perf_counter() - start
     log("jax: random/exact rows (closed form on the same splits), cold then warm")
     exact_study = {**study, "methods": ["random"], "exact": True}
-    start = time.perf_counter()
-    jaxbench.meta_evaluate(matrix, **exact_study)
-    exact_cold = time.perf_counter() - start
-    start = time.perf_counter()
-    exact_result = jaxbench.meta_evaluate(matrix, **exact_study)
-    exact_warm = time.perf_counter() - start
+    exact_cold, exact_warm, exact_result = time_cold_and_warm(jaxbench.meta_evaluate, matrix, exact_study)
     record = {
         "benchmark": "engine",
         "shape": {"models": args.models, "items": args.items, "subtasks": args.subtasks,

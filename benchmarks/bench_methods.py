@@ -25,7 +25,7 @@ import resource
 import subprocess
 import sys
 import time
-from _common import add_paper_shape_arguments  # benchmarks/ is on sys.path for scripts
+from _common import add_paper_shape_arguments, time_cold_and_warm  # benchmarks/ is on sys.path for scripts
 
 METHODS = ("stratified_confidence", "anchor_points", "diversity")
 
@@ -110,12 +110,7 @@ def worker(args) -> dict:
                  num_sources=args.sources, num_bootstrap=args.bootstrap, seed=0, exact=False,
                  memory_limit_gb=args.memory_limit_gb)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    jaxbench.meta_evaluate(matrix, **study)
-    cold = time.perf_counter() - start
-    start = time.perf_counter()
-    result = jaxbench.meta_evaluate(matrix, **study)
-    warm = time.perf_counter() - start
+    cold, warm, result = time_cold_and_warm(jaxbench.meta_evaluate, matrix, study)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seen = result.config["seen_items"]
     config = EngineConfig(parse_method(args.worker), max(result.config["sizes"]), args.targets,
